@@ -14,6 +14,7 @@ import sys
 
 COMMAND_MODULES = [
     "hexlab.toy.cli",
+    "hexlab.import_cli",
 ]
 
 
