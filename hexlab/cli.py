@@ -14,6 +14,9 @@ import sys
 
 COMMAND_MODULES = [
     "hexlab.toy.cli",
+    "hexlab.runs.cli",
+    "hexlab.probe_cli",
+    "hexlab.report_cli",
     "hexlab.import_cli",
 ]
 
