@@ -1,8 +1,8 @@
 """The `hexlab` command line: one subcommand per job.
 
 Each command module defines `register(subparsers)`, which adds its subcommands and sets
-`func(args) -> int` as the handler. Heavy imports (torch, transformers) happen inside the handlers,
-so `hexlab --help` stays fast.
+`func(args) -> int` as the handler. Models, datasets and decoding are imported inside the
+handlers, so `hexlab --help` loads little more than torch.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hexlab.runs.config import PRESETS, REMASKING_RULES, RunConfig, parse_int_list
+from hexlab.decode import REMASKING_RULES
+from hexlab.runs.config import PRESETS, RunConfig, parse_int_list
 
 DEMO_QUESTIONS = 200
 

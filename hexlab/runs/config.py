@@ -1,7 +1,7 @@
 """The configuration of a run and the path presets.
 
-`RunConfig` holds the only defaults. `resolve()` fills the model-dependent ones (answer window,
-steps) from the model profile and checks every cross-field rule in one place, before anything is
+`RunConfig` holds the only defaults; None stands for the model profile's default. The job
+(`hexlab.runs.job.make_plan`) resolves those and checks the cross-field rules before anything is
 written, so bad input leaves no files behind.
 """
 
