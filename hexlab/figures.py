@@ -1,9 +1,9 @@
-"""Figures of HEX runs: scaling curves, main results, ablations and decoding trajectories.
+"""Figures of HEX runs: scaling curves, main results and ablations.
 
 Every plot function takes a DataFrame made by `hexlab.scaling` or `hexlab.tables` and returns a
 matplotlib Figure built without pyplot, so no global figure state leaks between calls. All figures
 share one style and seaborn's colour-blind-safe "colorblind" palette. `save_figure` writes PNG
-and PDF.
+and PDF by default. The decoding-trajectory heatmap lives in `hexlab.trajectory_figure`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from hexlab.tables import label_columns
 logger = logging.getLogger(__name__)
 
 PALETTE = sns.color_palette("colorblind")
+FORMATS = ("png", "pdf")
 METRIC_TITLES = {"accuracy": "Accuracy", "tie_rate": "Tie rate", "coverage": "Coverage"}
 DATASET_TITLES = {
     "gsm8k": "GSM8K",
@@ -56,16 +57,6 @@ PAPER_REFERENCE = pd.DataFrame(
 )
 PAPER_REFERENCE["source"] = PAPER_REFERENCE_SOURCE
 
-# Trajectory cell states in colour order: grey for masked, then palette colours.
-TOKEN_STATES = ("masked", "text", "eot", "eos")
-_STATE_COLOURS = ["#d9d9d9", PALETTE[0], PALETTE[1], PALETTE[4]]
-_STATE_TITLES = {
-    "masked": "masked",
-    "text": "text token",
-    "eot": "end-of-turn",
-    "eos": "end-of-text",
-}
-
 
 @contextmanager
 def figure_style() -> Iterator[None]:
@@ -77,13 +68,19 @@ def figure_style() -> Iterator[None]:
         yield
 
 
-def save_figure(figure: Figure, stem: str | Path) -> list[Path]:
-    """Write a figure as `stem`.png and `stem`.pdf and return both paths."""
+def save_figure(figure: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write a figure as `stem` plus each suffix of `formats` (default PNG and PDF).
+
+    Returns the written paths.
+    """
+    unknown = set(formats) - set(FORMATS + ("svg",))
+    if unknown:
+        raise ValueError(f"unknown figure formats {sorted(unknown)}; use png, pdf or svg")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for suffix in (".png", ".pdf"):
-        path = stem.with_suffix(suffix)
+    for suffix in formats:
+        path = stem.with_suffix(f".{suffix}")
         figure.savefig(path, bbox_inches="tight")
         written.append(path)
     logger.info("wrote %s", ", ".join(str(path) for path in written))
@@ -195,6 +192,7 @@ def _grouped_bars(axes, frame: pd.DataFrame, group: str, hue: str, value: str) -
             errors = [rows[value] - rows["ci_low"], rows["ci_high"] - rows[value]]
         axes.bar(positions, rows[value], width, yerr=errors, color=colour, label=name, capsize=2)
     axes.set_xticks(np.arange(len(groups)), groups)
+    axes.set_ylim(bottom=0.0)
     axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
@@ -222,6 +220,7 @@ def plot_main_results(results: pd.DataFrame) -> Figure:
             bar_colours = [colours[kind] for kind in rows["kind"]]
             axes.barh(positions, rows["accuracy"], xerr=errors, color=bar_colours, capsize=2)
             axes.set_yticks(positions, rows["method"])
+            axes.set_xlim(left=0.0)
             axes.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
             axes.set_title(panel)
             axes.set_xlabel("Accuracy")
@@ -237,7 +236,10 @@ def plot_collapse_ablation(ablation: pd.DataFrame) -> Figure:
     Takes `hexlab.tables.collapse_ablation` output, one group of bars per dataset (and model).
     """
     if ablation.empty:
-        raise ValueError("the collapse ablation is empty; the runs need a known generation length")
+        raise ValueError(
+            "the collapse ablation is empty because no run has both one-block and semi-AR paths "
+            "of known generation length"
+        )
     frame = ablation.assign(_panel=_panel_labels(ablation))
     with figure_style():
         width = 1.5 + 1.2 * frame["_panel"].nunique()
@@ -256,9 +258,12 @@ def plot_selection_vs_voting(results: pd.DataFrame) -> Figure:
     """Plot accuracy of lowest-NLL selection, the HEX vote and the vote with NLL tie-break."""
     kinds = ["nll_selection", "vote", "vote_nll_tiebreak"]
     frame = results[results["kind"].isin(kinds)]
-    if frame["kind"].nunique() < 2:
-        raise ValueError("likelihood selection needs an `nll` column in the paths table")
+    if "nll_selection" not in set(frame["kind"]):
+        raise ValueError("likelihood selection needs NLL values in the paths table")
     frame = frame.assign(_panel=_panel_labels(frame))
+    # Runs without NLL values (imported ones) have only a vote bar, so their panels are left out.
+    panels_with_nll = frame.loc[frame["kind"] == "nll_selection", "_panel"]
+    frame = frame[frame["_panel"].isin(panels_with_nll)]
     with figure_style():
         figure = Figure(figsize=(1.5 + 1.8 * frame["_panel"].nunique(), 2.8), layout="constrained")
         axes = figure.subplots()
@@ -266,56 +271,4 @@ def plot_selection_vs_voting(results: pd.DataFrame) -> Figure:
         axes.set_ylabel("Accuracy")
         handles, labels = axes.get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
-    return figure
-
-
-def trajectory_states(trajectory: pd.DataFrame, num_steps: int) -> np.ndarray:
-    """Build the (step, position) grid of state codes, indexing `TOKEN_STATES`.
-
-    `trajectory` has one row per answer position, with columns `position` (int, from 0),
-    `step_revealed` (the 0-based decoding step that unmasked it, NaN if never) and `token_class`
-    ("text", "eot" for end-of-turn or "eos" for end-of-text). A position shows as masked at
-    steps before `step_revealed` and as its class from then on. Positions absent from the
-    frame stay masked.
-    """
-    missing = {"position", "step_revealed", "token_class"} - set(trajectory.columns)
-    if missing:
-        raise ValueError(f"trajectory frame lacks the columns {sorted(missing)}")
-    unknown = set(trajectory["token_class"]) - set(TOKEN_STATES[1:])
-    if unknown:
-        raise ValueError(f"invalid token_class values {sorted(unknown)}; use text, eot or eos")
-    revealed = trajectory["step_revealed"].to_numpy(dtype=float)
-    if np.nanmax(revealed, initial=0) >= num_steps or np.nanmin(revealed, initial=0) < 0:
-        raise ValueError(f"step_revealed must lie in [0, {num_steps}), the number of steps")
-    num_positions = int(trajectory["position"].max()) + 1
-    grid = np.zeros((num_steps, num_positions), dtype=int)
-    steps = np.arange(num_steps)[:, None]
-    codes = trajectory["token_class"].map(TOKEN_STATES.index).to_numpy()
-    visible = steps >= np.where(np.isnan(revealed), num_steps, revealed)[None, :]
-    grid[:, trajectory["position"].to_numpy()] = np.where(visible, codes[None, :], 0)
-    return grid
-
-
-def plot_trajectory(trajectory: pd.DataFrame, num_steps: int, title: str = "") -> Figure:
-    """Plot a decoding trajectory as a heatmap: answer position (x) by decoding step (y).
-
-    See `trajectory_states` for the frame's columns. Each cell is coloured by state: masked, text
-    token, end-of-turn or end-of-text.
-    """
-    grid = trajectory_states(trajectory, num_steps)
-    colour_map = mpl.colors.ListedColormap(_STATE_COLOURS)
-    with figure_style():
-        width = min(12.0, 2.0 + 0.08 * grid.shape[1])
-        figure = Figure(figsize=(width, min(8.0, 1.5 + 0.08 * num_steps)), layout="constrained")
-        axes = figure.subplots()
-        axes.imshow(grid, cmap=colour_map, vmin=0, vmax=len(TOKEN_STATES) - 1, aspect="auto")
-        axes.grid(False)
-        axes.set_xlabel("Answer position")
-        axes.set_ylabel("Decoding step")
-        axes.set_title(title)
-        handles = [
-            Patch(color=colour, label=_STATE_TITLES[state])
-            for state, colour in zip(TOKEN_STATES, _STATE_COLOURS, strict=True)
-        ]
-        figure.legend(handles=handles, loc="outside right upper")
     return figure

@@ -2,6 +2,8 @@
 
 Each command takes one or more run directories (made by `hexlab run` or `hexlab import`) and
 combines them into one table or figure, with one group or panel per dataset and model.
+`--max-paths` keeps the lowest path ids of each run, and then `--complete-only` keeps the
+questions that have all of the remaining paths.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Run:
 
 def _run_label(run_dir: Path, paths: pd.DataFrame, config: dict, key: str) -> str:
     """Take a dataset or model name from the config, then the paths table, then a fallback."""
-    from hexlab.scaling import find_config_value
+    from hexlab.paths_table import find_config_value
 
     value = find_config_value(config, key)
     if value is None and key in paths.columns and paths[key].nunique() == 1:
@@ -41,18 +43,23 @@ def _run_label(run_dir: Path, paths: pd.DataFrame, config: dict, key: str) -> st
     return str(value)
 
 
-def load_runs(run_dirs: list[Path], max_paths: int | None = None) -> list[Run]:
-    """Load each run directory, keep its first `max_paths` path ids and label it."""
-    from hexlab.scaling import load_run
+def load_runs(
+    run_dirs: list[Path], max_paths: int | None = None, complete_only: bool = False
+) -> list[Run]:
+    """Load and label each run directory, keeping its first `max_paths` path ids.
+
+    With `complete_only`, each run keeps only the questions that have all of its kept paths.
+    """
+    from hexlab.paths_table import complete_questions, keep_first_paths, load_run
     from hexlab.tables import find_gen_length
 
     runs = []
     for run_dir in run_dirs:
         paths, config = load_run(run_dir)
-        if max_paths is not None:
-            # Filtering here makes the main results and ablations use the same paths as the curves.
-            kept_ids = pd.Series(paths["path_id"].unique()).sort_values().iloc[:max_paths]
-            paths = paths[paths["path_id"].isin(kept_ids)]
+        # Filtering here makes the main results and ablations use the same paths as the curves.
+        paths = keep_first_paths(paths, max_paths)
+        if complete_only:
+            paths = complete_questions(paths)
         labels = {key: _run_label(run_dir, paths, config, key) for key in ("dataset", "model")}
         # The run name distinguishes runs that share a dataset and model.
         labels["run"] = str(run_dir)
@@ -101,7 +108,7 @@ def _all_results(runs: list[Run], args: argparse.Namespace) -> tuple[pd.DataFram
 def run_scale(args: argparse.Namespace) -> int:
     from hexlab.tables import scaling_table
 
-    curves = _all_curves(load_runs(args.run_dirs, args.max_paths), args)
+    curves = _all_curves(load_runs(args.run_dirs, args.max_paths, args.complete_only), args)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(scaling_table(curves, sizes=None, method=None).to_string(index=False))
     if args.out is not None:
@@ -120,9 +127,8 @@ def run_scale(args: argparse.Namespace) -> int:
 def run_figures(args: argparse.Namespace) -> int:
     from hexlab import figures
 
-    if args.trajectory_steps is not None and args.trajectory is None:
-        raise ValueError("--trajectory-steps needs --trajectory FILE")
-    runs = load_runs(args.run_dirs, args.max_paths)
+    _check_trajectory_options(args)
+    runs = load_runs(args.run_dirs, args.max_paths, args.complete_only)
     curves = _all_curves(runs, args)
     results, ablation = _all_results(runs, args)
     methods = _methods(args)
@@ -136,23 +142,50 @@ def run_figures(args: argparse.Namespace) -> int:
         "main_results": figures.plot_main_results(results),
     }
     if ablation.empty:
-        print("skipped collapse_ablation: no run config stores the generation length")
+        print("skipped collapse_ablation: no run has both one-block and semi-AR paths")
     else:
         built["collapse_ablation"] = figures.plot_collapse_ablation(ablation)
     if "nll_selection" in set(results["kind"]):
         built["selection_vs_voting"] = figures.plot_selection_vs_voting(results)
     else:
-        print("skipped selection_vs_voting: no paths table has an nll column")
-    if args.trajectory is not None:
-        trajectory = _read_frame(args.trajectory)
-        built["trajectory"] = figures.plot_trajectory(
-            trajectory, _trajectory_steps(args, trajectory)
-        )
+        print("skipped selection_vs_voting: no run has NLL values")
+    trajectory = _trajectory_figure(args)
+    if trajectory is not None:
+        built["trajectory"] = trajectory
 
     for name, figure in built.items():
-        for path in figures.save_figure(figure, args.out / name):
+        for path in figures.save_figure(figure, args.out / name, tuple(args.formats)):
             print(f"wrote {path}")
     return 0
+
+
+def _check_trajectory_options(args: argparse.Namespace) -> None:
+    """Reject trajectory options that lack their partner before any run is loaded."""
+    from_run = args.trajectory_question is not None or args.trajectory_path is not None
+    if from_run and (args.trajectory_question is None or args.trajectory_path is None):
+        raise ValueError("--trajectory-question and --trajectory-path must be given together")
+    if from_run and args.trajectory is not None:
+        raise ValueError("use either --trajectory FILE or --trajectory-question/--trajectory-path")
+    if args.trajectory_steps is not None and args.trajectory is None:
+        raise ValueError("--trajectory-steps needs --trajectory FILE")
+    if args.eot_token_id is not None and args.eos_token_id is None:
+        raise ValueError("--eot-token-id needs --eos-token-id")
+
+
+def _trajectory_figure(args: argparse.Namespace):
+    """Plot the trajectory from --trajectory FILE or from the first run's chunks, if requested."""
+    from hexlab.trajectory_figure import plot_trajectory, run_trajectory
+
+    if args.trajectory is not None:
+        trajectory = _read_frame(args.trajectory)
+        return plot_trajectory(trajectory, _trajectory_steps(args, trajectory))
+    if args.trajectory_question is None:
+        return None
+    stop_ids = None if args.eos_token_id is None else (args.eos_token_id, args.eot_token_id)
+    trajectory, steps, title = run_trajectory(
+        args.run_dirs[0], args.trajectory_question, args.trajectory_path, stop_ids
+    )
+    return plot_trajectory(trajectory, steps, title)
 
 
 def _trajectory_steps(args: argparse.Namespace, trajectory: pd.DataFrame) -> int:
@@ -173,7 +206,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
 def run_tables(args: argparse.Namespace) -> int:
     from hexlab import tables
 
-    runs = load_runs(args.run_dirs, args.max_paths)
+    runs = load_runs(args.run_dirs, args.max_paths, args.complete_only)
     results, ablation = _all_results(runs, args)
     curves = _all_curves(runs, args)
     method = None if args.method == "both" else args.method
@@ -236,7 +269,13 @@ def _add_common_options(parser: argparse.ArgumentParser, default_method: str) ->
         "--max-paths",
         type=_positive_int,
         default=None,
-        help="use only the first N paths (default: all)",
+        help="use only the N lowest path ids of each run (default: all)",
+    )
+    parser.add_argument(
+        "--complete-only",
+        action="store_true",
+        help="keep only the questions that have every path of their run (after --max-paths); "
+        "by default a question with fewer paths votes with the ones it has",
     )
 
 
@@ -252,6 +291,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common_options(figures, default_method="prefix")
     figures.add_argument("--out", type=Path, required=True, help="output directory")
     figures.add_argument(
+        "--formats",
+        nargs="+",
+        choices=["png", "pdf", "svg"],
+        default=["png", "pdf"],
+        help="file formats to write (default: png pdf)",
+    )
+    figures.add_argument(
         "--paper-reference",
         action="store_true",
         help="mark the HEX paper's LLaDA-8B-Instruct accuracy and tie rate on the scaling plot",
@@ -261,6 +307,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="CSV or Parquet file with columns position, step_revealed, token_class "
         "(text, eot or eos) to plot as a decoding-trajectory heatmap",
+    )
+    figures.add_argument(
+        "--trajectory-question",
+        metavar="QUESTION_ID",
+        help="plot the decoding trajectory of this question from the first RUN_DIR's chunks "
+        "(a run written by `hexlab run`); needs --trajectory-path",
+    )
+    figures.add_argument(
+        "--trajectory-path",
+        type=int,
+        metavar="PATH_ID",
+        help="path id of the trajectory to plot; needs --trajectory-question",
+    )
+    figures.add_argument(
+        "--eos-token-id",
+        type=int,
+        help="end-of-text token id for the trajectory (default: load the run's model on the CPU "
+        "to read it, which needs tens of GB of memory for an 8B model)",
+    )
+    figures.add_argument(
+        "--eot-token-id",
+        type=int,
+        help="end-of-turn token id for the trajectory, with --eos-token-id (default: none)",
     )
     figures.add_argument(
         "--trajectory-steps",

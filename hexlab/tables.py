@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hexlab.scaling import ScalingConfig, bootstrap_intervals, find_config_value, vote_table
+from hexlab.paths_table import find_config_value, has_nll
+from hexlab.scaling import ScalingConfig, bootstrap_intervals, question_votes
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +56,46 @@ def _schedule_labels(paths: pd.DataFrame) -> pd.Series:
     return "path " + paths["path_id"].astype(str)
 
 
+def _block_total(block_sizes: object) -> float:
+    """Return the sum of a row's block sizes (a sequence or a string such as "[8, 24]"), or NaN."""
+    if block_sizes is None or (np.isscalar(block_sizes) and pd.isna(block_sizes)):
+        return np.nan
+    text = " ".join(str(size) for size in np.ravel(block_sizes))
+    sizes = [int(size) for size in re.findall(r"\d+", text)]
+    return float(sum(sizes)) if sizes else np.nan
+
+
+def path_gen_lengths(paths: pd.DataFrame, gen_length: int | None) -> pd.Series:
+    """Return each path's generation length in tokens, NaN where no source gives it.
+
+    Sources, in order: the run's `gen_length` (from config.json), the paths' `gen_length`
+    column, then the sum of the row's `block_sizes`, because blocks tile the answer window.
+    Imported runs that mix answer lengths store no run-wide length but keep the other two.
+    """
+    lengths = pd.Series(np.nan, index=paths.index)
+    if gen_length is not None:
+        return lengths.fillna(float(gen_length))
+    if "gen_length" in paths.columns:
+        lengths = lengths.fillna(pd.to_numeric(paths["gen_length"], errors="coerce").astype(float))
+    if "block_sizes" in paths.columns:
+        lengths = lengths.fillna(paths["block_sizes"].map(_block_total))
+    return lengths
+
+
 def one_block_mask(paths: pd.DataFrame, gen_length: int | None) -> pd.Series:
-    """Flag the paths decoded as one block: a single block at least `gen_length` tokens long."""
-    if gen_length is None:
-        return pd.Series(False, index=paths.index)
+    """Flag the paths decoded as one block: a single block as long as the generation.
+
+    `gen_length` is the run's length when known, else each path's own (see `path_gen_lengths`).
+    """
+    lengths = path_gen_lengths(paths, gen_length)
     labels = _schedule_labels(paths)
     sizes = paths["block_sizes"] if "block_sizes" in paths.columns else pd.Series(None, paths.index)
     block = [schedule_block_size(label, size) for label, size in zip(labels, sizes, strict=True)]
-    return pd.Series([size is not None and size >= gen_length for size in block], paths.index)
+    flags = [
+        size is not None and not pd.isna(length) and size >= length
+        for size, length in zip(block, lengths, strict=True)
+    ]
+    return pd.Series(flags, paths.index)
 
 
 def _summarise(correct: pd.Series, config: ScalingConfig, rng: np.random.Generator) -> dict:
@@ -118,12 +151,12 @@ def main_results(
 ) -> pd.DataFrame:
     """Summarise a run: each schedule alone, the HEX vote over all paths and NLL-based choices.
 
-    Kinds: "one_block" and "schedule" (single paths), "vote" (with its tie rate), and with an
-    `nll` column "nll_selection" (the lowest-NLL path) and "vote_nll_tiebreak".
+    Kinds: "one_block" and "schedule" (single paths), "vote" (with its tie rate), and when some
+    path has an NLL value, "nll_selection" (the lowest-NLL path) and "vote_nll_tiebreak".
     """
     config = config or ScalingConfig()
     rng = np.random.default_rng(config.seed)
-    votes = vote_table(paths)
+    votes = question_votes(paths)
     forward_passes = paths.groupby("question_id")["nfe"].sum().mean()
     shared = {"collapse_rate": _collapse_rate(paths), "forward_passes": forward_passes}
     shared["n_paths"] = len(paths)
@@ -132,7 +165,7 @@ def main_results(
         {"kind": "vote", "method": "HEX vote", **_summarise(votes["correct"], config, rng)},
     ]
     rows[0]["tie_rate"] = votes["tie"].mean()
-    if "nll" in paths.columns:
+    if has_nll(paths):
         selected = _summarise(votes["selected_correct"], config, rng)
         rows.append({"kind": "nll_selection", "method": "lowest-NLL path", **selected})
         tiebreak = _summarise(votes["nll_correct"], config, rng)
@@ -157,18 +190,27 @@ def collapse_ablation(
     """Compare one-block decoding with semi-autoregressive (semi-AR) schedules.
 
     Each row gives the mean single-path accuracy and the collapse rate of one decoding family.
-    Returns an empty frame when `gen_length` is unknown, because then no path counts as one block.
+    `gen_length` is the run's generation length, and None falls back to each path's own (see
+    `path_gen_lengths`). Paths of unknown length are left out. The result is an empty frame
+    unless both families have paths, because one family alone compares nothing.
     """
     config = config or ScalingConfig()
-    if gen_length is None:
-        logger.warning("generation length unknown, so the collapse ablation is skipped")
+    known = path_gen_lengths(paths, gen_length).notna()
+    if not known.all():
+        logger.warning(
+            "the collapse ablation leaves out %d paths of unknown length", (~known).sum()
+        )
+    one_block = one_block_mask(paths, gen_length)
+    families = (("one block", paths[one_block]), ("semi-AR", paths[~one_block & known]))
+    missing = [decoding for decoding, group in families if group.empty]
+    if missing:
+        logger.warning(
+            "no %s paths of known length, so the collapse ablation is skipped", missing[0]
+        )
         return pd.DataFrame()
     rng = np.random.default_rng(config.seed)
-    one_block = one_block_mask(paths, gen_length)
     rows = []
-    for decoding, group in (("one block", paths[one_block]), ("semi-AR", paths[~one_block])):
-        if group.empty:
-            continue
+    for decoding, group in families:
         per_question = group.groupby("question_id")["correct"].mean()
         row = {"decoding": decoding, **_summarise(per_question, config, rng)}
         row.update(collapse_rate=_collapse_rate(group), n_paths=len(group))
@@ -233,7 +275,15 @@ def main_results_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def selection_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Keep the rows of a main-results table that compare NLL selection with voting."""
+    """Keep the rows of a main-results table that compare NLL selection with voting.
+
+    Returns an empty frame when no run has NLL values, and keeps only the runs that have them.
+    """
+    if "nll_selection" not in set(results["kind"]):
+        return pd.DataFrame()
+    if "run" in results.columns:
+        runs_with_nll = results.loc[results["kind"] == "nll_selection", "run"]
+        results = results[results["run"].isin(runs_with_nll)]
     keep = results["kind"].isin(["vote", "nll_selection", "vote_nll_tiebreak"])
     return main_results_table(results[keep]).drop(columns=["Collapse rate (%)"])
 

@@ -1,4 +1,4 @@
-"""Tests of the figures in hexlab.figures and the `hexlab figures` command."""
+"""Tests of the figures, the trajectory heatmap and the `hexlab figures` command."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 
 from hexlab import figures, report_cli  # noqa: E402
+from hexlab.decode import PathSpec, Trajectories  # noqa: E402
 from hexlab.scaling import ScalingConfig, scaling_curves  # noqa: E402
 from hexlab.tables import collapse_ablation, main_results  # noqa: E402
+from hexlab.trajectory_figure import (  # noqa: E402
+    plot_trajectory,
+    run_trajectory,
+    trajectory_frame,
+    trajectory_states,
+)
 
 SMALL = ScalingConfig(draws=20, bootstrap=50, seed=0)
 
@@ -149,8 +156,11 @@ def test_selection_vs_voting_figure(results):
     figure = figures.plot_selection_vs_voting(results)
     assert len(figure.axes[0].patches) == 3
     without_nll = main_results(make_paths().drop(columns=["nll"]), SMALL)
-    with pytest.raises(ValueError, match="nll"):
+    with pytest.raises(ValueError, match="NLL values"):
         figures.plot_selection_vs_voting(without_nll)
+    all_nan = main_results(make_paths().assign(nll=np.nan), SMALL)
+    with pytest.raises(ValueError, match="NLL values"):
+        figures.plot_selection_vs_voting(all_nan)
 
 
 def make_trajectory() -> pd.DataFrame:
@@ -164,7 +174,7 @@ def make_trajectory() -> pd.DataFrame:
 
 
 def test_trajectory_states_grid():
-    grid = figures.trajectory_states(make_trajectory(), num_steps=4)
+    grid = trajectory_states(make_trajectory(), num_steps=4)
     # Codes: 0 masked, 1 text, 2 eot, 3 eos; position 3 is never revealed.
     expected = [[0, 2, 0, 0], [0, 2, 0, 0], [1, 2, 0, 0], [1, 2, 3, 0]]
     assert grid.tolist() == expected
@@ -173,20 +183,86 @@ def test_trajectory_states_grid():
 def test_trajectory_rejects_bad_input():
     bad_class = make_trajectory().assign(token_class=["text", "pad", "eos", "text"])
     with pytest.raises(ValueError, match="token_class"):
-        figures.trajectory_states(bad_class, 4)
+        trajectory_states(bad_class, 4)
     with pytest.raises(ValueError, match="step_revealed"):
-        figures.trajectory_states(make_trajectory(), 3)
+        trajectory_states(make_trajectory(), 3)
     with pytest.raises(ValueError, match="lacks the columns"):
-        figures.trajectory_states(make_trajectory().drop(columns=["position"]), 4)
+        trajectory_states(make_trajectory().drop(columns=["position"]), 4)
 
 
 def test_trajectory_heatmap_image():
-    figure = figures.plot_trajectory(make_trajectory(), 4, title="one answer")
+    figure = plot_trajectory(make_trajectory(), 4, title="one answer")
     axes = figure.axes[0]
     assert axes.images[0].get_array().shape == (4, 4)
     assert axes.get_xlabel() == "Answer position"
     legend_labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert legend_labels == ["masked", "text token", "end-of-turn", "end-of-text"]
+
+
+def make_trajectories() -> Trajectories:
+    """Build two decoded rows of a 4-token answer; the toy model's ids are eos 0 and eot 2."""
+    shape = (2, 4)
+    return Trajectories(
+        gen_length=4,
+        mask_token_id=3,
+        watch_positions=(),
+        specs=[PathSpec.uniform(2, 4, steps=3), PathSpec.uniform(4, 4, steps=4)],
+        row_ids=np.array([0, 1]),
+        prompt_lengths=np.array([5, 5], dtype=np.int32),
+        tokens=np.array([[5, 2, 0, 0], [7, 8, 9, 0]], dtype=np.int32),
+        reveal_step=np.array([[1, 0, 2, -1], [0, 1, 2, 3]], dtype=np.int16),
+        confidence=np.zeros(shape, dtype=np.float16),
+        score=np.zeros(shape, dtype=np.float16),
+        topk_ids=np.zeros((*shape, 1), dtype=np.int32),
+        topk_probs=np.zeros((*shape, 1), dtype=np.float16),
+        nfe=np.array([3, 4], dtype=np.int16),
+    )
+
+
+def test_trajectory_frame_classifies_tokens():
+    frame = trajectory_frame(make_trajectories(), eos_token_id=0, eot_token_id=2)
+    assert frame["position"].tolist() == [0, 1, 2, 3]
+    # Position 3 was never revealed (-1), so it has no reveal step.
+    assert frame["step_revealed"].tolist()[:3] == [1, 0, 2]
+    assert np.isnan(frame["step_revealed"].iloc[3])
+    assert frame["token_class"].tolist() == ["text", "eot", "eos", "eos"]
+    without_eot = trajectory_frame(make_trajectories(), eos_token_id=0, index=1)
+    assert without_eot["token_class"].tolist() == ["text", "text", "text", "eos"]
+
+
+def write_decoded_run(directory: Path) -> Path:
+    """Write a run directory as `hexlab run` does, with trajectories for question "0"."""
+    directory.mkdir(parents=True)
+    paths = make_paths().assign(question_id=lambda frame: frame["question_id"].astype(str))
+    # Rows 0 and 1 (question "0", paths 0 and 1) have trajectories in chunk 0.
+    paths = paths.assign(chunk=0, trajectory_row=np.arange(len(paths)))
+    paths.to_parquet(directory / "paths.parquet")
+    config = {"dataset": "toy", "model": "toy", "gen_length": 32}
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "chunks").mkdir()
+    make_trajectories().save(directory / "chunks" / "chunk-00000.npz")
+    return directory
+
+
+def test_run_trajectory_reads_chunks(tmp_path):
+    run = write_decoded_run(tmp_path / "toy")
+    frame, steps, title = run_trajectory(run, "0", 1, stop_ids=(0, 2))
+    assert frame["token_class"].tolist() == ["text", "text", "text", "eos"]
+    # The second row took 4 forward passes, and reveal steps run from 0 to 3.
+    assert steps == 4
+    assert title == "question 0, path 1 (b4/steps4)"
+    assert trajectory_states(frame, steps).shape == (4, 4)
+
+
+def test_run_trajectory_needs_chunks(tmp_path):
+    directory = write_run(tmp_path / "imported", "gsm8k")
+    with pytest.raises(FileNotFoundError, match="chunks"):
+        run_trajectory(directory, "0", 0, stop_ids=(0, None))
+
+
+def test_save_figure_rejects_unknown_format(results, tmp_path):
+    with pytest.raises(ValueError, match="unknown figure formats"):
+        figures.save_figure(figures.plot_main_results(results), tmp_path / "main", ("jpg",))
 
 
 def test_save_figure_writes_png_and_pdf(results, tmp_path):
@@ -229,3 +305,48 @@ def test_figures_command_rejects_lone_steps(tmp_path):
     args = parser.parse_args(argv)
     with pytest.raises(ValueError, match="--trajectory FILE"):
         args.func(args)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hexlab")
+    report_cli.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_figures_command_draws_run_trajectory(tmp_path, capsys):
+    run = write_decoded_run(tmp_path / "toy")
+    out = tmp_path / "figures"
+    argv = ["figures", str(run), "--out", str(out), "--bootstrap", "10", "--formats", "png"]
+    # No token ids given, so the command loads the toy model to read them.
+    args = parse([*argv, "--trajectory-question", "0", "--trajectory-path", "0"])
+    assert args.func(args) == 0
+    assert (out / "trajectory.png").is_file()
+    assert not list(out.glob("*.pdf"))
+    assert f"wrote {out / 'trajectory.png'}" in capsys.readouterr().out
+
+
+def test_figures_command_rejects_half_trajectory_options(tmp_path):
+    run = write_run(tmp_path / "gsm", "gsm8k")
+    argv = ["figures", str(run), "--out", str(tmp_path / "out")]
+    for extra, message in (
+        (["--trajectory-question", "0"], "given together"),
+        (["--trajectory-path", "0"], "given together"),
+        (["--eot-token-id", "2", "--trajectory-question", "0", "--trajectory-path", "0"], "eos"),
+    ):
+        args = parse([*argv, *extra])
+        with pytest.raises(ValueError, match=message):
+            args.func(args)
+
+
+def test_figures_command_skips_selection_without_nll(tmp_path, capsys):
+    directory = tmp_path / "imported"
+    directory.mkdir()
+    make_paths().assign(nll=np.nan).to_parquet(directory / "paths.parquet")
+    (directory / "config.json").write_text(json.dumps({"dataset": "gsm8k", "model": "m"}))
+    out = tmp_path / "figures"
+    args = parse(["figures", str(directory), "--out", str(out), "--bootstrap", "10"])
+    assert args.func(args) == 0
+    assert not (out / "selection_vs_voting.png").exists()
+    assert "skipped selection_vs_voting" in capsys.readouterr().out
+    # Neither the config nor the paths give a generation length, so the ablation is skipped too.
+    assert not (out / "collapse_ablation.png").exists()

@@ -60,9 +60,9 @@ def make_paths() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_run(directory: Path, config: dict = CONFIG) -> Path:
+def write_run(directory: Path, config: dict = CONFIG, paths: pd.DataFrame | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    make_paths().to_parquet(directory / "paths.parquet")
+    (make_paths() if paths is None else paths).to_parquet(directory / "paths.parquet")
     (directory / "config.json").write_text(json.dumps(config))
     return directory
 
@@ -140,8 +140,65 @@ def test_collapse_ablation_values():
     assert ablation["n_paths"].tolist() == [3, 9]
 
 
-def test_collapse_ablation_needs_gen_length():
+def test_collapse_ablation_without_any_length():
+    # No run length, no gen_length column and no block_sizes column: nothing counts as one block.
     assert collapse_ablation(make_paths(), None, SMALL).empty
+
+
+def test_collapse_ablation_needs_both_families():
+    # With a 64-token generation no schedule of make_paths is one block.
+    assert collapse_ablation(make_paths(), 64, SMALL).empty
+
+
+def test_collapse_ablation_reads_gen_length_column():
+    # A mixed import: b4 and b8 decode 64 tokens, b16 16 tokens and b32 32 tokens, so b16 and
+    # b32 are one block and the run has no single length.
+    paths = make_paths()
+    paths["gen_length"] = paths["path_id"].map({0: 64, 1: 64, 2: 16, 3: 32})
+    ablation = collapse_ablation(paths, None, SMALL).set_index("decoding")
+    # One block (b16, b32): q1 A right, B wrong -> 1/2; q2 D, D -> 1; q3 F, F -> 1. Mean 5/6.
+    assert ablation.loc["one block", "accuracy"] == pytest.approx(5 / 6)
+    # Semi-AR (b4, b8): q1 A, B -> 1/2; q2 none, C -> 0; q3 E, E -> 0. Mean 1/6.
+    assert ablation.loc["semi-AR", "accuracy"] == pytest.approx(1 / 6)
+    # Collapsed: the b32 paths of q1 and q2, 2 of the 6 one-block paths.
+    assert ablation.loc["one block", "collapse_rate"] == pytest.approx(2 / 6)
+    assert ablation["n_paths"].tolist() == [6, 6]
+
+
+def with_block_sizes(paths: pd.DataFrame) -> pd.DataFrame:
+    sizes = {0: [4] * 8, 1: [8] * 4, 2: [16, 16], 3: [32]}
+    return paths.assign(block_sizes=paths["path_id"].map(sizes))
+
+
+def test_collapse_ablation_sums_block_sizes():
+    # Every row's blocks sum to 32 tokens, so only b32 ([32]) is one block, as with length 32.
+    ablation = collapse_ablation(with_block_sizes(make_paths()), None, SMALL)
+    expected = collapse_ablation(make_paths(), 32, SMALL)
+    pd.testing.assert_frame_equal(ablation, expected)
+
+
+def test_collapse_ablation_leaves_out_unknown_lengths():
+    paths = make_paths()
+    # b4 paths lack a length; the others decode 32 tokens.
+    paths["gen_length"] = paths["path_id"].map({0: None, 1: 32, 2: 32, 3: 32}).astype("Int64")
+    ablation = collapse_ablation(paths, None, SMALL).set_index("decoding")
+    # Semi-AR keeps b8 and b16 only: q1 B, A -> 1/2; q2 C, D -> 1/2; q3 E, F -> 1/2.
+    assert ablation.loc["semi-AR", "accuracy"] == pytest.approx(1 / 2)
+    assert ablation.loc["semi-AR", "n_paths"] == 6
+
+
+def test_schedule_kinds_use_block_sizes():
+    table = schedule_accuracy(with_block_sizes(make_paths()), SMALL, gen_length=None)
+    assert table["kind"].tolist() == ["schedule", "schedule", "schedule", "one_block"]
+
+
+def test_main_results_ignore_all_nan_nll():
+    # Imported runs store nll as NaN on every path: no likelihood rows may appear.
+    results = main_results(make_paths().assign(nll=float("nan")), SMALL, gen_length=32)
+    assert "nll_selection" not in set(results["kind"])
+    assert "vote_nll_tiebreak" not in set(results["kind"])
+    assert "lowest-NLL path" not in set(results["method"])
+    assert selection_table(results).empty
 
 
 def test_format_estimate_with_interval():
@@ -273,6 +330,40 @@ def test_tables_command_prints_latex(run_dir, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert printed.count("\\toprule") == 4
+
+
+def test_complete_only_keeps_full_questions(tmp_path):
+    # make_paths rows run q1 paths 0-3, q2 paths 0-3, q3 paths 0-3, so row 8 is q3's path 0.
+    run = write_run(tmp_path / "run", paths=make_paths().drop(index=8))
+    curves = {}
+    for flags in ([], ["--complete-only"]):
+        out = tmp_path / f"curves{len(flags)}.csv"
+        argv = ["scale", str(run), "--method", "prefix", "--bootstrap", "10", "--out", str(out)]
+        args = parse([*argv, *flags])
+        assert args.func(args) == 0
+        curves[bool(flags)] = pd.read_csv(out)
+    assert set(curves[False]["n_questions"]) == {3}
+    assert set(curves[True]["n_questions"]) == {2}
+    accuracy = curves[True][curves[True]["metric"] == "accuracy"].sort_values("n")["estimate"]
+    # Prefix votes of q1 and q2 alone: q1 is right at every n (A first, ties go to A);
+    # q2 has no answer at n=1, C at n=2 and n=3 (C-D tie), D at n=4. So 1/2, 1/2, 1/2, 2/2.
+    assert accuracy.tolist() == pytest.approx([1 / 2, 1 / 2, 1 / 2, 1])
+
+
+def test_complete_only_parses_for_every_command(run_dir):
+    for command in (["scale"], ["tables", "--format", "md"], ["figures", "--out", "x"]):
+        args = parse([command[0], str(run_dir), *command[1:], "--complete-only"])
+        assert args.complete_only
+
+
+def test_tables_command_skips_selection_without_nll(tmp_path):
+    run = write_run(tmp_path / "imported", paths=make_paths().assign(nll=float("nan")))
+    out = tmp_path / "tables"
+    args = parse(["tables", str(run), "--format", "csv", "--bootstrap", "10", "--out", str(out)])
+    assert args.func(args) == 0
+    written = sorted(path.name for path in out.iterdir())
+    assert "selection_vs_voting.csv" not in written
+    assert "lowest-NLL path" not in (out / "main_results.csv").read_text()
 
 
 def test_load_run_without_config_warns(tmp_path, caplog):
