@@ -2,7 +2,10 @@
 
 The timed call computes both the prefix and the random-subset curves with 1,000 subset draws and
 1,000 bootstrap resamples. The last printed line reads `scale: N.N s` (wall-clock seconds).
-Usage: python benchmarks/scale.py [--questions 1319] [--paths 30] [--seed 0]
+`--missing F` drops a fraction F of the rows at random, as in imported runs where some settings
+cover only some questions, so the timing includes the sorted random orders of incomplete
+questions.
+Usage: python benchmarks/scale.py [--questions 1319] [--paths 30] [--seed 0] [--missing 0]
 """
 
 from __future__ import annotations
@@ -50,9 +53,14 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1319, help="number of questions")
     parser.add_argument("--paths", type=int, default=30, help="number of paths per question")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic table")
+    parser.add_argument(
+        "--missing", type=float, default=0.0, help="fraction of rows to drop (default: 0)"
+    )
     args = parser.parse_args()
 
     paths = make_synthetic_paths(args.questions, args.paths, args.seed)
+    if args.missing > 0:
+        paths = paths.sample(frac=1.0 - args.missing, random_state=args.seed)
     config = ScalingConfig(draws=1000, bootstrap=1000, seed=args.seed)
     start, cpu_start = time.perf_counter(), time.process_time()
     curves = scaling_curves(paths, config)
