@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from hexlab.decode.forward import logits_at
 from hexlab.probe.contexts import (
@@ -120,7 +120,7 @@ def probe_experts(lm, spec: ProbeSpec, config: ProbeConfig | None = None) -> Pro
         else f"{len(subsets)} sampled with seed {config.seed}",
         config.batch_size,
     )
-    collector = _Collector(probe, config, lm.vocab_size)
+    collector = _Collector(probe, config)
     targets = torch.tensor(probe.targets, device=lm.device) + probe.prompt_length  # (T,)
     starts = range(0, len(subsets), config.batch_size)
     for start in tqdm(starts, desc="probe", unit="batch", disable=None, leave=False):
@@ -151,13 +151,12 @@ class TokenText:
 class _Collector:
     """Keep the requested statistics of each batch of distributions, and build the tables."""
 
-    def __init__(self, probe: ResolvedProbe, config: ProbeConfig, vocab_size: int):
+    def __init__(self, probe: ResolvedProbe, config: ProbeConfig):
         self.probe = probe
         self.config = config
-        self.top_k = min(config.top_k, vocab_size)
-        shape = (len(probe.candidates) + 1, len(probe.targets), vocab_size)
-        self.size_sums = torch.zeros(shape, dtype=torch.float64)  # (k + 1, T, V)
-        self.size_counts = torch.zeros(shape[0], dtype=torch.int64)  # (k + 1,)
+        # allocated at the first batch, whose logits fix V (it can exceed the tokenizer's length)
+        self.size_sums: torch.Tensor | None = None  # (k + 1, T, V) float64
+        self.size_counts = torch.zeros(len(probe.candidates) + 1, dtype=torch.int64)  # (k + 1,)
         self.reference = torch.tensor([probe.answer_ids[t] for t in probe.targets])  # (T,)
         self.batches: list[dict[str, np.ndarray]] = []
         self.distributions: list[torch.Tensor] = []
@@ -165,10 +164,14 @@ class _Collector:
     def add(self, subsets: np.ndarray, probabilities: torch.Tensor) -> None:
         """Take a (B, k) batch of visible sets and their (B, T, V) float32 distributions."""
         assert probabilities.ndim == 3, f"expected (B, T, V), got {tuple(probabilities.shape)}"
+        if self.size_sums is None:
+            shape = (len(self.size_counts), *probabilities.shape[1:])
+            self.size_sums = torch.zeros(shape, dtype=torch.float64)
+        top_k = min(self.config.top_k, probabilities.shape[-1])
         reference = self.reference.to(probabilities.device).expand(len(subsets), -1)  # (B, T)
         reference_probability = probabilities.gather(-1, reference[..., None])  # (B, T, 1)
         argmax_probability, argmax_id = probabilities.max(dim=-1)  # (B, T)
-        top_probability, top_id = probabilities.topk(self.top_k, dim=-1)  # (B, T, top_k)
+        top_probability, top_id = probabilities.topk(top_k, dim=-1)  # (B, T, top_k)
         stats = {
             "reference_probability": reference_probability[..., 0],
             # rank 1 is the most probable; ties with the reference do not push it down
@@ -181,7 +184,7 @@ class _Collector:
         }
         self.batches.append({name: value.cpu().numpy() for name, value in stats.items()})
 
-        # sum distributions per visible-set size in float64 so 2^16 small terms lose no precision
+        # sum per visible-set size in float64; float32 rounding could reach n x 6e-8 over n terms
         sizes = torch.from_numpy(subsets.sum(axis=1))  # (B,)
         self.size_sums.index_add_(0, sizes, probabilities.double().cpu())
         self.size_counts += torch.bincount(sizes, minlength=len(self.size_counts))
