@@ -1,6 +1,6 @@
 """Benchmark expert probing: 2^12 contexts on the toy model, contexts per second and peak memory.
 
-    python benchmarks/probe.py [--candidates 12] [--batch-size 256] [--threads N]
+    python benchmarks/probe.py [--model toy] [--candidates 12] [--batch-size 256] [--threads N]
 
 Peak memory is the growth of the process's peak resident set size (VmHWM in /proc/self/status)
 over the resident size once the model is loaded. The peak counter is reset just before probing by
@@ -52,6 +52,7 @@ def reset_peak_rss() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="toy", help="toy, or a folder holding a toy model")
     parser.add_argument("--candidates", type=int, default=12, help="visible candidates k")
     parser.add_argument("--batch-size", type=int, default=256, help="contexts per forward pass")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -59,7 +60,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    lm = load_model("toy", device="cpu")
+    lm = load_model(args.model, device="cpu")
     problem = make_problems(1, seed=0)[0]
     spec = ProbeSpec(
         prompt=problem.question,
