@@ -169,6 +169,8 @@ def test_full_frame_lists_every_token(full_result):
     assert len(frame) == 16 * 2 * vocab
     sums = frame.groupby(["context", "target"])["probability"].sum()
     np.testing.assert_allclose(sums, 1.0, atol=1e-5)
+    # exactly one reference row per context and target
+    assert frame["is_reference"].sum() == 16 * 2
 
 
 def test_size_gate_weights_sizes_equally():
@@ -303,6 +305,8 @@ def test_figures_build(full_result):
         )
     )
     assert len(lines.axes) == 2  # the panel and its colour bar
+    from_full_frame = plot_expert_distributions(full_result.distribution_frame(), target=5)
+    assert len([a for a in from_full_frame.axes if a.get_visible()]) == 16
     heatmap = plot_reference_heatmap(full_result.experts, target=5)
     # 4 candidates split 2 + 2: a 4 x 4 grid of subsets
     assert heatmap.axes[0].images[0].get_array().shape == (4, 4)
@@ -464,3 +468,29 @@ def test_semi_ar_gate_rejects_unprobed_sets(tiny_lm):
     )
     with pytest.raises(ValueError, match="no decoding path exposed a probed visible set"):
         semi_ar_gate(result, revealed)
+
+
+def test_mean_js_samples_pairs_above_the_limit():
+    generator = torch.Generator().manual_seed(0)
+    distributions = torch.rand(40, 5, generator=generator).softmax(-1)  # (40, 5)
+    exact, pairs = mean_pairwise_js(distributions)
+    # 40 rows give 40 * 39 / 2 = 780 pairs, above a limit of 500, so 500 are drawn
+    sampled, drawn = mean_pairwise_js(distributions, max_pairs=500, seed=1)
+    assert pairs == 780
+    assert drawn == 500
+    assert sampled == pytest.approx(exact, rel=0.15)
+
+
+def test_top_k_probe_mixes_other_gates_as_lower_bounds(tiny_lm, caplog):
+    result = probe_experts(tiny_lm, make_spec(), ProbeConfig(top_k=2))
+    # all weight on context 5 varies within size 2, so the per-size sums cannot serve
+    gate = pd.DataFrame({"target": [6], "context": [5], "weight": [1.0]})
+    with caplog.at_level("WARNING"):
+        mixed = mixture(result, gate)
+    assert "lower bounds" in caplog.text
+    expected = result.tokens[result.tokens["context"] == 5]
+    assert sorted(mixed["token_id"]) == sorted(expected["token_id"])
+    np.testing.assert_allclose(sorted(mixed["probability"]), sorted(expected["probability"]))
+    table = agreement(result)
+    assert table.loc[0, "js_source"] == "top-k"
+    assert 0 <= table.loc[0, "mean_js"] <= 1

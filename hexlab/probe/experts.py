@@ -80,7 +80,10 @@ class ProbeResult:
         return {t: self.probe.answer_ids[t] for t in self.probe.targets}
 
     def distribution_frame(self) -> pd.DataFrame:
-        """Return every token's probability as tidy rows; needs `ProbeConfig(full=True)`."""
+        """Return every token's probability as tidy rows; needs `ProbeConfig(full=True)`.
+
+        Columns are those of `tokens` but rank, so the figures take either frame.
+        """
         if self.distributions is None:
             raise ValueError("the whole distributions were not kept; probe with full=True (--full)")
         num_contexts, num_targets, vocab = self.distributions.shape
@@ -93,8 +96,11 @@ class ProbeResult:
             }
         )
         frame["token"] = frame["token_id"].map(self.token_text)
-        frame = frame.merge(self.contexts[["context", "visible", "size"]], on="context")
-        return frame[["context", "visible", "size", "target", "token_id", "token", "probability"]]
+        reference = frame["target"].map(self.reference_ids)
+        frame["is_reference"] = frame["token_id"] == reference
+        frame = frame.merge(self.contexts, on="context")
+        columns = ["context", "visible", "size", "target", "token_id", "token", "probability"]
+        return frame[columns + ["is_reference", "shown"]]
 
 
 def probe_experts(lm, spec: ProbeSpec, config: ProbeConfig | None = None) -> ProbeResult:

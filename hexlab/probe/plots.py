@@ -40,12 +40,8 @@ def _top_tokens(rows: pd.DataFrame, num_tokens: int) -> list[str]:
     mean = rows.groupby("token")["probability"].sum() / num_contexts
     chosen = list(mean.sort_values(ascending=False).index[:num_tokens])
     references = list(rows.loc[rows["is_reference"], "token"].unique())
-    return (
-        references
-        + [token for token in chosen if token not in references][
-            : max(num_tokens - len(references), 0)
-        ]
-    )
+    others = [token for token in chosen if token not in references]
+    return references + others[: max(num_tokens - len(references), 0)]
 
 
 def _context_labels(rows: pd.DataFrame) -> pd.Series:
