@@ -51,6 +51,13 @@ def register(subparsers) -> None:
         "rest of the answer window, and read the distribution at the --targets positions. "
         "Prints one row per expert (visible set), then expert agreement and mixtures.",
     )
+    _add_request_options(probe)
+    _add_probe_options(probe)
+    _add_output_options(probe)
+    probe.set_defaults(func=run_probe)
+
+
+def _add_request_options(probe: argparse.ArgumentParser) -> None:
     probe.add_argument("--model", default="toy", help="profile name, hub id or folder (toy)")
     probe.add_argument(
         "--prompt", required=True, help="user message, sent through the chat template"
@@ -66,23 +73,29 @@ def register(subparsers) -> None:
     )
     probe.add_argument(
         "--targets",
+        metavar="LIST",
         required=True,
         type=parse_positions,
         help="answer positions to read, such as 3 or 3,4",
     )
     probe.add_argument(
         "--visible",
+        metavar="LIST",
         required=True,
         type=parse_positions,
         help="candidate answer positions to show, such as 0,1,2 or 0-11",
     )
     probe.add_argument(
         "--gen-length",
+        metavar="N",
         type=int,
         help="answer window in tokens; the answer is "
         "padded with end-of-text up to it (default: the model profile's window, "
         "32 for toy; 0 uses the answer's own length)",
     )
+
+
+def _add_probe_options(probe: argparse.ArgumentParser) -> None:
     probe.add_argument(
         "--top-k",
         type=int,
@@ -96,6 +109,7 @@ def register(subparsers) -> None:
     )
     probe.add_argument(
         "--sample",
+        metavar="N",
         type=int,
         help="probe this many random visible sets instead "
         "of all 2^k (required above 16 candidates)",
@@ -111,7 +125,18 @@ def register(subparsers) -> None:
         "--batch-size", type=int, default=32, help="contexts per forward pass (default 32)"
     )
     probe.add_argument(
+        "--block-sizes",
+        metavar="LIST",
+        type=parse_positions,
+        help="also decode once per block size, such as 2,4,8,16,32, print each target's "
+        "distribution when revealed and add the semi-AR gate to the mixtures",
+    )
+
+
+def _add_output_options(probe: argparse.ArgumentParser) -> None:
+    probe.add_argument(
         "--out",
+        metavar="FILE",
         type=Path,
         help="write the token table to FILE.parquet or "
         "FILE.csv, the expert summary to FILE.experts.<same suffix> and the "
@@ -119,24 +144,21 @@ def register(subparsers) -> None:
     )
     probe.add_argument(
         "--figure",
+        metavar="FILE",
         type=Path,
         help="save the per-expert distributions at the "
         "first target to this image (PNG, PDF or SVG)",
     )
     probe.add_argument(
         "--heatmap",
+        metavar="FILE",
         type=Path,
         help="save the heatmap of the reference token's "
         "probability over visible sets to this image",
     )
     probe.add_argument(
-        "--block-sizes",
-        type=parse_positions,
-        help="also decode once per block size, such as 2,4,8,16,32, print each target's "
-        "distribution when revealed and add the semi-AR gate to the mixtures",
-    )
-    probe.add_argument(
         "--sweep-figure",
+        metavar="FILE",
         type=Path,
         help="save the block-size sweep to this image (needs --block-sizes)",
     )
@@ -147,7 +169,6 @@ def register(subparsers) -> None:
     probe.add_argument(
         "--dtype", help="float32, bfloat16 or float16 (default: bf16 on CUDA, float32 on CPU)"
     )
-    probe.set_defaults(func=run_probe)
 
 
 def _check_output_paths(args: argparse.Namespace) -> None:
