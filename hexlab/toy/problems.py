@@ -37,23 +37,28 @@ ANSWER_CLOSE = "</reasoning><answer>\\boxed{{{answer}}}</answer>"
 
 @dataclasses.dataclass(frozen=True)
 class Difficulty:
-    """Knobs of the generator: how many changes a problem has and how large the numbers are."""
+    """Knobs of the generator: how many changes a problem has and how large the numbers are.
+
+    The starting count is drawn from [min_operand, max_operand] and each change from
+    [min_change, max_change].
+    """
 
     min_steps: int = 1
     max_steps: int = 2
     min_operand: int = 10
     max_operand: int = 99
+    min_change: int = 10
+    max_change: int = 99
 
     def __post_init__(self):
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(
                 f"invalid step range {self.min_steps}..{self.max_steps}: need 1 <= min <= max"
             )
-        if not 0 <= self.min_operand <= self.max_operand:
-            raise ValueError(
-                f"invalid operand range {self.min_operand}..{self.max_operand}: "
-                f"need 0 <= min <= max"
-            )
+        for name, low, high in (("operand", self.min_operand, self.max_operand),
+                                ("change", self.min_change, self.max_change)):
+            if not 0 <= low <= high:
+                raise ValueError(f"invalid {name} range {low}..{high}: need 0 <= min <= max")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +82,7 @@ def make_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> P
     sentences = [f"{name} has {total} {item}."]
     equations = []
     for _ in range(rng.randint(difficulty.min_steps, difficulty.max_steps)):
-        amount = rng.randint(difficulty.min_operand, difficulty.max_operand)
+        amount = rng.randint(difficulty.min_change, difficulty.max_change)
         subtract = amount <= total and rng.random() < 0.5
         phrase = rng.choice(SUB_PHRASES if subtract else ADD_PHRASES)
         new_total = total - amount if subtract else total + amount
