@@ -148,8 +148,14 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     if dtype is None or dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(names)}")
     return names[dtype]
@@ -172,11 +178,13 @@ class DiffusionLM:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.profile = profile
-        self.mask_token_id = _lookup_id(tokenizer, model, "mask", profile.mask_token,
-                                        profile.mask_token_id)
+        self.mask_token_id = _lookup_id(
+            tokenizer, model, "mask", profile.mask_token, profile.mask_token_id
+        )
         self.eos_token_id = _lookup_id(tokenizer, model, "eos", None, profile.eos_token_id)
-        self.eot_token_id = _lookup_id(tokenizer, model, "eot", profile.eot_token,
-                                       profile.eot_token_id, required=False)
+        self.eot_token_id = _lookup_id(
+            tokenizer, model, "eot", profile.eot_token, profile.eot_token_id, required=False
+        )
         config = getattr(model, "config", None)
         # NOTE: left padding is corrected only for these learned-position families; other
         # absolute-position masked LMs would see shifted positions in padded rows.
@@ -195,9 +203,12 @@ class DiffusionLM:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.model.get_output_embeddings().weight.shape[0]) if hasattr(
-            self.model, "get_output_embeddings"
-        ) and self.model.get_output_embeddings() is not None else len(self.tokenizer)
+        return (
+            int(self.model.get_output_embeddings().weight.shape[0])
+            if hasattr(self.model, "get_output_embeddings")
+            and self.model.get_output_embeddings() is not None
+            else len(self.tokenizer)
+        )
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -251,8 +262,9 @@ class DiffusionLM:
         return logits
 
 
-def _lookup_id(tokenizer, model, kind: str, token: str | None, fallback: int | None,
-               required: bool = True) -> int | None:
+def _lookup_id(
+    tokenizer, model, kind: str, token: str | None, fallback: int | None, required: bool = True
+) -> int | None:
     """Find a special token id in the tokenizer, then the config, then the profile."""
     candidates = []
     if kind == "mask":
@@ -277,8 +289,9 @@ def _lookup_id(tokenizer, model, kind: str, token: str | None, fallback: int | N
     return None
 
 
-def load_model(name: str = "toy", device: str | None = None,
-               dtype: str | torch.dtype | None = None) -> DiffusionLM:
+def load_model(
+    name: str = "toy", device: str | None = None, dtype: str | torch.dtype | None = None
+) -> DiffusionLM:
     """Load a profile, hub id or local folder as a `DiffusionLM` on `device`.
 
     Args:

@@ -30,10 +30,15 @@ DREAM_TEMPLATE = (
 )
 FAMILIES = {
     # family: (model_type, special tokens, mask token, end-of-text, end-of-turn, template)
-    "llada": ("llada", ["<|startoftext|>", "<|start_header_id|>", "<|end_header_id|>"],
-              "<|mdm_mask|>", "<|endoftext|>", "<|eot_id|>", LLADA_TEMPLATE),
-    "dream": ("Dream", ["<|im_start|>"], "<|mask|>", "<|endoftext|>", "<|im_end|>",
-              DREAM_TEMPLATE),
+    "llada": (
+        "llada",
+        ["<|startoftext|>", "<|start_header_id|>", "<|end_header_id|>"],
+        "<|mdm_mask|>",
+        "<|endoftext|>",
+        "<|eot_id|>",
+        LLADA_TEMPLATE,
+    ),
+    "dream": ("Dream", ["<|im_start|>"], "<|mask|>", "<|endoftext|>", "<|im_end|>", DREAM_TEMPLATE),
 }
 
 
@@ -46,17 +51,22 @@ def write_tiny_model(folder: Path, family: str, with_eot: bool = True) -> Path:
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token=eos, unk_token="[UNK]",
+        tokenizer_object=backend,
+        eos_token=eos,
+        unk_token="[UNK]",
         additional_special_tokens=[t for t in specials if t not in (eos, "[UNK]")],
     )
     tokenizer.chat_template = template
     folder.mkdir(parents=True, exist_ok=True)
     for source in REMOTE_CODE.glob("*.py"):
         shutil.copy(source, folder / source.name)
-    auto_map = {"AutoConfig": "configuration_tiny.TinyDiffusionConfig",
-                "AutoModel": "modeling_tiny.TinyDiffusionModel"}
-    (folder / "config.json").write_text(json.dumps(
-        {"model_type": "tiny-diffusion", "auto_map": auto_map, "vocab_size": len(vocab)}))
+    auto_map = {
+        "AutoConfig": "configuration_tiny.TinyDiffusionConfig",
+        "AutoModel": "modeling_tiny.TinyDiffusionModel",
+    }
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "tiny-diffusion", "auto_map": auto_map, "vocab_size": len(vocab)})
+    )
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     torch.manual_seed(0)
     AutoModel.from_config(config, trust_remote_code=True).save_pretrained(folder)

@@ -85,8 +85,9 @@ def test_training_batch_pads_answers_with_end_of_text(toy_tokenizer):
 def test_loss_weights_masked_tokens_by_inverse_ratio(tiny_lm, toy_tokenizer):
     ids, attention_mask, width = encode_batch(toy_tokenizer, make_problems(8, seed=4), 32)
     generator = torch.Generator().manual_seed(0)
-    loss = diffusion_loss(tiny_lm.model, ids, attention_mask, width, tiny_lm.mask_token_id,
-                          generator)
+    loss = diffusion_loss(
+        tiny_lm.model, ids, attention_mask, width, tiny_lm.mask_token_id, generator
+    )
     # an untrained model is near uniform over V tokens, so each masked token costs about ln V;
     # E[(1/t) * (masked share t)] = 1, so the loss is about ln V
     assert abs(loss.item() - torch.log(torch.tensor(float(len(toy_tokenizer)))).item()) < 1.5
@@ -101,8 +102,25 @@ def test_learning_rate_warms_up_then_decays():
 
 def test_toy_train_command_writes_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "toy"
-    assert main(["toy", "train", "--out", str(out), "--steps", "3", "--batch-size", "8",
-                 "--hidden-size", "32", "--num-layers", "1"]) == 0
+    assert (
+        main(
+            [
+                "toy",
+                "train",
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--hidden-size",
+                "32",
+                "--num-layers",
+                "1",
+            ]
+        )
+        == 0
+    )
     lm = load_model(str(out), device="cpu")
     assert lm.profile.family == "toy"
     assert lm.model.config.hidden_size == 32

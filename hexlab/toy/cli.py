@@ -16,8 +16,12 @@ def register(subparsers) -> None:
     train = toy_commands.add_parser(
         "train", help="train the toy model with the masked-diffusion loss (about 10 min on 2 cores)"
     )
-    train.add_argument("--out", type=Path, required=True,
-                       help="folder for the checkpoint (weights, tokenizer, hexlab_toy.json)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for the checkpoint (weights, tokenizer, hexlab_toy.json)",
+    )
     train.add_argument("--steps", type=int, help="optimiser steps (default 2000)")
     train.add_argument("--batch-size", type=int, help="problems per step (default 128)")
     train.add_argument("--learning-rate", type=float, help="peak AdamW learning rate")
@@ -30,8 +34,12 @@ def register(subparsers) -> None:
     data = toy_commands.add_parser("data", help="write a seeded split of toy problems as JSONL")
     data.add_argument("--out", type=Path, required=True, help="JSONL file to write")
     data.add_argument("-n", type=int, default=500, help="number of problems (default 500)")
-    data.add_argument("--seed", type=int, default=TEST_SEED,
-                      help=f"generator seed (default {TEST_SEED}, the shipped test split)")
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=TEST_SEED,
+        help=f"generator seed (default {TEST_SEED}, the shipped test split)",
+    )
     data.set_defaults(func=run_data)
 
 

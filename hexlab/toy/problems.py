@@ -21,11 +21,31 @@ import random
 from pathlib import Path
 
 NAMES = {
-    "Mia": "She", "Ava": "She", "Zoe": "She", "Ivy": "She", "Amy": "She", "Kim": "She",
-    "Leo": "He", "Sam": "He", "Max": "He", "Eli": "He", "Ben": "He", "Tom": "He",
+    "Mia": "She",
+    "Ava": "She",
+    "Zoe": "She",
+    "Ivy": "She",
+    "Amy": "She",
+    "Kim": "She",
+    "Leo": "He",
+    "Sam": "He",
+    "Max": "He",
+    "Eli": "He",
+    "Ben": "He",
+    "Tom": "He",
 }
-ITEMS = ["apples", "pens", "coins", "books", "cards", "shells", "stickers", "marbles", "cookies",
-         "stamps"]
+ITEMS = [
+    "apples",
+    "pens",
+    "coins",
+    "books",
+    "cards",
+    "shells",
+    "stickers",
+    "marbles",
+    "cookies",
+    "stamps",
+]
 ADD_PHRASES = ["buys {n} more", "finds {n} more", "gets {n} more", "wins {n} more"]
 SUB_PHRASES = ["gives {n} away", "loses {n}", "sells {n}", "uses {n}"]
 
@@ -55,8 +75,10 @@ class Difficulty:
             raise ValueError(
                 f"invalid step range {self.min_steps}..{self.max_steps}: need 1 <= min <= max"
             )
-        for name, low, high in (("operand", self.min_operand, self.max_operand),
-                                ("change", self.min_change, self.max_change)):
+        for name, low, high in (
+            ("operand", self.min_operand, self.max_operand),
+            ("change", self.min_change, self.max_change),
+        ):
             if not 0 <= low <= high:
                 raise ValueError(f"invalid {name} range {low}..{high}: need 0 <= min <= max")
 
@@ -93,8 +115,9 @@ def make_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> P
     return Problem(" ".join(sentences), "\n".join(equations), total)
 
 
-def make_problems(n: int, seed: int, difficulty: Difficulty = Difficulty(),
-                  exclude: set[str] | None = None) -> list[Problem]:
+def make_problems(
+    n: int, seed: int, difficulty: Difficulty = Difficulty(), exclude: set[str] | None = None
+) -> list[Problem]:
     """Draw `n` distinct problems from a seeded stream, skipping questions in `exclude`."""
     rng = random.Random(seed)
     seen = set(exclude or ())
@@ -112,6 +135,10 @@ def write_split(problems: list[Problem], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for index, problem in enumerate(problems):
-            row = {"id": f"toy-{index:04d}", "question": problem.question,
-                   "solution": problem.solution, "answer": str(problem.answer)}
+            row = {
+                "id": f"toy-{index:04d}",
+                "question": problem.question,
+                "solution": problem.solution,
+                "answer": str(problem.answer),
+            }
             f.write(json.dumps(row) + "\n")

@@ -26,8 +26,13 @@ EXTRA_WORDS = ["has", "have", "does", "How", "many", "more", "away", "the", "ans
 CHAT_TEMPLATE = (
     BOS + "{% for message in messages %}"
     "{% if message['role'] == 'user' %}" + USER + "{{ message['content'] }}" + EOT + "{% endif %}"
-    "{% if message['role'] == 'assistant' %}" + ASSISTANT + "{{ message['content'] }}" + EOT
-    + "{% endif %}{% endfor %}{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
+    "{% if message['role'] == 'assistant' %}"
+    + ASSISTANT
+    + "{{ message['content'] }}"
+    + EOT
+    + "{% endif %}{% endfor %}{% if add_generation_prompt %}"
+    + ASSISTANT
+    + "{% endif %}"
 )
 
 

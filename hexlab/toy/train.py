@@ -30,6 +30,7 @@ from hexlab.toy.tokenizer import EOT, build_tokenizer
 
 logger = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a toy training run depends on; the defaults built the shipped checkpoint."""
@@ -78,7 +79,8 @@ def encode_batch(tokenizer, problems, gen_length: int) -> tuple[torch.Tensor, to
     prompts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": p.question}], tokenize=False, add_generation_prompt=True
-        ) + ANSWER_OPEN
+        )
+        + ANSWER_OPEN
         for p in problems
     ]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
@@ -101,8 +103,9 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def diffusion_loss(model, ids, attention_mask, prompt_width, mask_token_id, generator,
-                   min_mask_ratio=1e-3):
+def diffusion_loss(
+    model, ids, attention_mask, prompt_width, mask_token_id, generator, min_mask_ratio=1e-3
+):
     """The masked-diffusion loss of one batch (see the module docstring)."""
     batch, length = ids.shape
     gen_length = length - prompt_width
@@ -131,18 +134,23 @@ def train(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path:
     """Train the toy model and save model, tokenizer and metadata to `out_dir`."""
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer()
-    special_ids = dict(pad_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       bos_token_id=tokenizer.bos_token_id)
+    special_ids = dict(
+        pad_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     model = build_model(config, len(tokenizer), special_ids)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    test_questions = {p.question for p in make_problems(config.test_size, TEST_SEED,
-                                                        config.difficulty)}
+    test_questions = {
+        p.question for p in make_problems(config.test_size, TEST_SEED, config.difficulty)
+    }
     rng = random.Random(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    logger.info("training toy model: %s, %d parameters", config,
-                sum(p.numel() for p in model.parameters()))
+    logger.info(
+        "training toy model: %s, %d parameters", config, sum(p.numel() for p in model.parameters())
+    )
     start = time.time()
     bar = tqdm(range(config.steps), desc="toy train", unit="step", disable=not progress)
     for step in bar:
@@ -157,8 +165,15 @@ def train(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path:
         # one optimiser step on the diffusion loss
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        loss = diffusion_loss(model, ids, attention_mask, width, tokenizer.mask_token_id,
-                              generator, config.min_mask_ratio)
+        loss = diffusion_loss(
+            model,
+            ids,
+            attention_mask,
+            width,
+            tokenizer.mask_token_id,
+            generator,
+            config.min_mask_ratio,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -177,7 +192,11 @@ def save(model, tokenizer, config: TrainConfig, out_dir: Path, train_seconds: fl
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    meta = {"train_config": dataclasses.asdict(config), "train_seconds": round(train_seconds, 1),
-            "gen_length": config.gen_length, "steps": config.gen_length // 2}
+    meta = {
+        "train_config": dataclasses.asdict(config),
+        "train_seconds": round(train_seconds, 1),
+        "gen_length": config.gen_length,
+        "steps": config.gen_length // 2,
+    }
     (out_dir / "hexlab_toy.json").write_text(json.dumps(meta, indent=2) + "\n")
     logger.info("saved toy model to %s", out_dir)
