@@ -79,9 +79,10 @@ def main() -> None:
     baseline_rss = status_kib("VmRSS")
     exact_peak = reset_peak_rss() and baseline_rss is not None
     tracemalloc.start()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = probe_experts(lm, spec, config)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     if exact_peak:
@@ -94,6 +95,8 @@ def main() -> None:
         f"threads {torch.get_num_threads()}, batch size {args.batch_size}, "
         f"canvas {result.probe.prompt_length + 32} tokens"
     )
+    # on a busy machine the wall time grows; CPU time over the threads estimates it when idle
+    print(f"CPU time {cpu_seconds:.1f} s over {torch.get_num_threads()} threads")
     print(
         f"{contexts / seconds:.0f} contexts/s; tracemalloc peak {python_peak / 2**20:.1f} MB; "
         f"peak measured by {'VmHWM after clear_refs' if exact_peak else 'ru_maxrss delta'}"
