@@ -20,7 +20,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from hexlab.tables import label_columns
 
@@ -83,7 +83,7 @@ def save_figure(figure: Figure, stem: str | Path, formats: tuple[str, ...] = FOR
         path = stem.with_suffix(f".{suffix}")
         figure.savefig(path, bbox_inches="tight")
         written.append(path)
-    logger.info("wrote %s", ", ".join(str(path) for path in written))
+    logger.debug("wrote %s", ", ".join(str(path) for path in written))
     return written
 
 
@@ -167,6 +167,8 @@ def plot_scaling_curves(
                 axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
                 axes.set_title(panel if row == 0 else "")
                 axes.set_ylabel(METRIC_TITLES.get(metric, metric) if column == 0 else "")
+                if x == "n":
+                    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
                 if row == len(metrics) - 1:
                     axes.set_xlabel("Paths" if x == "n" else "Forward passes per question")
         legend = {}

@@ -204,9 +204,7 @@ def collapse_ablation(
     families = (("one block", paths[one_block]), ("semi-AR", paths[~one_block & known]))
     missing = [decoding for decoding, group in families if group.empty]
     if missing:
-        logger.warning(
-            "no %s paths of known length, so the collapse ablation is skipped", missing[0]
-        )
+        logger.info("no %s paths of known length, so the collapse ablation is skipped", missing[0])
         return pd.DataFrame()
     rng = np.random.default_rng(config.seed)
     rows = []

@@ -109,6 +109,15 @@ def test_scaling_curves_facets(curves):
     assert not any(reference_markers(axes) for axes in grid.flat)
 
 
+def test_scaling_curves_integer_path_ticks():
+    three_paths = ScalingConfig(draws=20, bootstrap=20, max_paths=3)
+    curves = scaling_curves(make_paths(), three_paths, labels={"dataset": "toy"})
+    figure = figures.plot_scaling_curves(curves)
+    # Without an integer locator, 1 to 3 paths get ticks at 1.0, 1.5, 2.0, 2.5 and 3.0.
+    ticks = figure.axes[-1].get_xticks()
+    assert all(tick == int(tick) for tick in ticks)
+
+
 def test_scaling_curves_paper_reference(curves):
     figure = figures.plot_scaling_curves(curves, paper_reference=True)
     grid = np.array(figure.axes).reshape(2, 2)
