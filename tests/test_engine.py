@@ -268,3 +268,12 @@ def test_gpu_benchmark_dry_run_finishes():
     assert re.fullmatch(
         r"gpu: speedup \d+\.\dx, forward share \d+%, step memory ratio \d+\.\dx", last_line
     ), last_line
+
+
+def test_mask_token_is_never_proposed(tiny_lm, toy_tokenizer):
+    # a random model gives the mask token about 1/V of the mass, so over 8 rows x 32 positions at
+    # T = 5 (a nearly flat distribution) it would be sampled somewhere unless it is excluded
+    prompt = tiny_lm.encode_prompt("Mia has 3 pens.", prefill="<reasoning>")
+    rows = [(prompt, PathSpec.uniform(32, 32, steps=16, temperature=5.0, seed=s)) for s in range(8)]
+    result = decode(tiny_lm, rows, 32)
+    assert not (result.tokens == tiny_lm.mask_token_id).any()

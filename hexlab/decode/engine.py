@@ -311,7 +311,12 @@ def _forward(
 
 
 def _apply_forbid(logits: torch.Tensor, lm, batch: _Batch, active: torch.Tensor) -> None:
-    """Remove the end-of-text token from the distributions of rows whose path forbids it."""
+    """Remove the mask token from every distribution, and end-of-text where a path forbids it.
+
+    The mask token is never a training target, so a trained model gives it almost no mass; an
+    undertrained one can still sample it at T > 0, which would leave a position unrevealed.
+    """
+    forbid_token(logits, lm.mask_token_id)
     forbid = [a for a, row in enumerate(active.tolist()) if batch.specs[row].eos == "forbid"]
     if forbid:
         forbid_token(logits, lm.eos_token_id, rows=None if len(forbid) == len(active) else forbid)

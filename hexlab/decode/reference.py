@@ -62,6 +62,7 @@ def reference_decode(lm, prompt_ids: list[int], spec: PathSpec) -> ReferenceResu
     for t, step in enumerate(spec.plan()):
         # score the whole canvas
         logits = lm.logits(canvas).float()  # (1, L, V)
+        forbid_token(logits, lm.mask_token_id)  # never propose the mask token, as the engine
         if spec.eos == "forbid":
             forbid_token(logits, lm.eos_token_id)
 
