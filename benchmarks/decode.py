@@ -2,7 +2,9 @@
 
 Speed: 25 paths (uniform block sizes 2, 4, 8, 16, 32 over the toy window G = 32, 16 steps, seeds
 0-4 at T = 0.9) on 32 toy questions, 800 rows, decoded by both decoders with the shipped toy model
-on the CPU. The forward share is the engine's wall time inside the model call.
+on the CPU. The forward share is the engine's wall time inside the model call. CPU seconds
+(all threads) are printed beside wall seconds: a wall time far above CPU time / threads means the
+process waited for cores that other work held, and the ratios of that run are not reliable.
 
 Memory: one row (block size 8, T = 0.9) with a randomly initialised 2-layer BERT of width 64 and
 LLaDA's 126,464-token vocabulary. The number is the peak of the bytes allocated by PyTorch while
@@ -51,17 +53,17 @@ def hex_paths(gen_length: int, steps: int, block_sizes) -> list[PathSpec]:
 
 
 def time_engine(lm, rows, gen_length: int, batch_size: int):
-    """Decode all rows with the batched engine; returns (seconds, Trajectories)."""
-    started = time.perf_counter()
+    """Decode all rows with the batched engine; returns (wall s, CPU s, Trajectories)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     trajectories = decode(lm, rows, gen_length, DecodeConfig(batch_size=batch_size))
-    return time.perf_counter() - started, trajectories
+    return time.perf_counter() - wall, time.process_time() - cpu, trajectories
 
 
-def time_reference(lm, rows) -> tuple[float, int]:
-    """Decode rows one by one with the reference; returns (seconds, forward passes)."""
-    started = time.perf_counter()
+def time_reference(lm, rows) -> tuple[float, float, int]:
+    """Decode rows one by one with the reference; returns (wall s, CPU s, forward passes)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     forward_passes = sum(reference_decode(lm, prompt, spec).nfe for prompt, spec in rows)
-    return time.perf_counter() - started, forward_passes
+    return time.perf_counter() - wall, time.process_time() - cpu, forward_passes
 
 
 def peak_allocated_bytes(run) -> int:
@@ -133,9 +135,9 @@ def main() -> None:
     # warm up both code paths, then time them
     decode(lm, rows[:8], GEN_LENGTH)
     reference_decode(lm, *rows[0])
-    engine_seconds, trajectories = time_engine(lm, rows, GEN_LENGTH, args.batch_size)
+    engine_seconds, engine_cpu, trajectories = time_engine(lm, rows, GEN_LENGTH, args.batch_size)
     stats = trajectories.stats
-    reference_seconds, reference_passes = time_reference(lm, reference_rows)
+    reference_seconds, reference_cpu, reference_passes = time_reference(lm, reference_rows)
     per_row_reference = reference_seconds / len(reference_rows)
     speedup = per_row_reference * len(rows) / engine_seconds
     forward_share = stats.forward_seconds / engine_seconds
@@ -143,12 +145,20 @@ def main() -> None:
         f"engine:    {engine_seconds:.1f} s, batch {args.batch_size}, {stats.forward_calls} "
         f"batched forward passes ({stats.forward_calls / engine_seconds:.1f}/s), "
         f"{stats.row_steps} row steps ({stats.row_steps / engine_seconds:.0f}/s), "
-        f"{forward_share:.0%} of the time in the model forward"
+        f"{forward_share:.0%} of the time in the model forward, {engine_cpu:.1f} CPU s"
     )
     print(
         f"reference: {reference_seconds:.1f} s for {len(reference_rows)} rows, "
         f"{reference_passes} forward passes ({reference_passes / reference_seconds:.0f}/s), "
-        f"{per_row_reference * 1e3:.1f} ms per row"
+        f"{per_row_reference * 1e3:.1f} ms per row, {reference_cpu:.1f} CPU s"
+    )
+
+    cpu_per_row_engine = engine_cpu / len(rows)
+    cpu_per_row_reference = reference_cpu / len(reference_rows)
+    cpu_ratio = cpu_per_row_reference / cpu_per_row_engine
+    print(
+        f"CPU time per row: engine {cpu_per_row_engine * 1e3:.1f} ms, reference "
+        f"{cpu_per_row_reference * 1e3:.1f} ms ({cpu_ratio:.1f}x)"
     )
 
     engine_bytes, reference_bytes = step_memory(lm, prompts[0])

@@ -5,7 +5,8 @@ softmax(logits / T) by the Gumbel-max trick,
 
     x0 = argmax_v (logits_v / T + g_v),   g_v = -log(-log u_v),   u_v ~ U[0, 1) in float64,
 
-because float32 noise visibly changes the sampled tokens at a 126k-token vocabulary. Remasking
+in float64 as in LLaDA's sampler: float32 uniforms cap g at about 16.6 (u <= 1 - 2^-24) and
+quantize its upper tail, where the maximum over 126k tokens lies (about log 126k = 11.7). Remasking
 scores rank the candidates of a step (higher is revealed first). They are computed from the
 untempered softmax p = softmax(logits), whatever the temperature:
 
