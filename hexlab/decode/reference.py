@@ -14,7 +14,9 @@ Choices where LLaDA's code leaves room, shared with the engine so both give the 
 - the random rule draws one U[0, 1) float64 score per masked position of the block from the
   row's generator (LLaDA draws one per canvas position from the global generator), so at T = 0
   random remasking matches the engine exactly;
-- steps that reveal nothing are skipped, so the reference takes `spec.nfe` forward passes.
+- steps that reveal nothing are skipped, so the reference takes `spec.nfe` forward passes;
+- the mask token is removed from every distribution, so it is never proposed (LLaDA's sampler
+  keeps it, and an undertrained model can sample it at T > 0).
 At T > 0 the two decoders draw different amounts of noise (full canvas here, block candidates in
 the engine), so their samples differ; each is an exact sample from softmax(logits / T).
 """

@@ -13,8 +13,9 @@ For R rows, answer window G, k alternatives and W watched positions:
                                  rows one after another; row r's block starts at watched_offsets[r]
 
 Probabilities are those the decoder ranked and proposed with: the untempered softmax of the logits
-after the path's EOS rule (with "forbid" the end-of-text token has probability 0). Rows are named
-by `row_ids`, their index in the list of rows given to the decoder.
+with the mask token removed and the path's EOS rule applied (with "forbid" the end-of-text token
+has probability 0). Rows are named by `row_ids`, their index in the list of rows given to the
+decoder.
 """
 
 from __future__ import annotations
