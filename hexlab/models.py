@@ -26,7 +26,7 @@ TOY_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint"
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """What a model family needs beyond its weights."""
+    """Settings of a model family beyond its weights."""
 
     name: str
     source: str  # a hub id or a local folder

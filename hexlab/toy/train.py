@@ -52,7 +52,7 @@ class TrainConfig:
 
 
 def build_model(config: TrainConfig, vocab_size: int, special_ids: dict[str, int]):
-    """A randomly initialised bidirectional `BertForMaskedLM` sized by `config`."""
+    """Build a randomly initialised bidirectional `BertForMaskedLM` sized by `config`."""
     from transformers import BertConfig, BertForMaskedLM
 
     bert_config = BertConfig(
@@ -106,7 +106,7 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
 def diffusion_loss(
     model, ids, attention_mask, prompt_width, mask_token_id, generator, min_mask_ratio=1e-3
 ):
-    """The masked-diffusion loss of one batch (see the module docstring)."""
+    """Compute the masked-diffusion loss of one batch (see the module docstring)."""
     batch, length = ids.shape
     gen_length = length - prompt_width
     t = torch.rand(batch, 1, generator=generator) * (1 - min_mask_ratio) + min_mask_ratio  # (B, 1)
