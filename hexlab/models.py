@@ -300,6 +300,10 @@ def load_model(
         dtype: None picks bf16 on CUDA and float32 on CPU.
     """
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    # hexlab logs the load itself; the per-tensor progress bar only clutters the terminal
+    transformers_logging.disable_progress_bar()
 
     profile = resolve_profile(name)
     torch_device = resolve_device(device)

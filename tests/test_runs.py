@@ -247,3 +247,33 @@ def test_two_processes_match_one(tmp_path):
         actual = pd.read_parquet(sharded / name).drop(columns=TIMING, errors="ignore")
         pd.testing.assert_frame_equal(actual, expected)
     assert json.loads((sharded / store.CONFIG).read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--steps", "0"], "invalid --steps 0"),
+        (["--gen-length", "0"], "invalid --gen-length 0"),
+        (["--limit", "-3"], "invalid --limit -3"),
+        (["--paths", "hex5", "--blocks", "8"], "drop one of the two"),
+        (["--blocks", "8", "--seeds", "4-0"], "invalid integer list '4-0'"),
+    ],
+)
+def test_cli_rejects_invalid_options(arguments, message, capsys):
+    assert main_exit_code(["run", *arguments]) != 0
+    assert message in capsys.readouterr().err
+
+
+def main_exit_code(argv: list[str]) -> int:
+    """Exit status of the CLI, whether it returns a code or argparse exits."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return int(exit_.code)
+
+
+def test_steps_beyond_the_window_are_rejected(tmp_path):
+    # 64 steps over a 32-token window: each step reveals at least one token, so 32 is the most
+    with pytest.raises(ValueError, match="invalid steps 64 for a 32-token answer window"):
+        run(small_run(tmp_path / "run", steps=64))
+    assert not (tmp_path / "run").exists()

@@ -99,14 +99,16 @@ def decode_batches(
     """
     rows = list(rows)
     _validate_rows(lm, rows, gen_length, config)
-    labels = sorted({spec.label for _, spec in rows})
-    logger.info(
-        "decoding %d rows, gen_length %d, %d paths (%s), seeds %s, %s, on %s",
+    labels = list(dict.fromkeys(spec.label for _, spec in rows))  # first-seen order
+    shown = ", ".join(labels[:10])
+    if len(labels) > 10:
+        shown += f", ... ({len(labels) - 10} more)"
+    logger.debug(
+        "decoding %d rows, gen_length %d, %d paths (%s), %s, on %s",
         len(rows),
         gen_length,
         len(labels),
-        ", ".join(labels[:10]),
-        sorted({spec.seed for _, spec in rows}),
+        shown,
         config,
         lm.device,
     )

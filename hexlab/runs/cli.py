@@ -58,9 +58,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--paths",
-        default="hex25",
         choices=PRESETS,
-        help="path preset (default hex25); --blocks implies custom",
+        help="path preset (default hex25); --blocks selects custom paths",
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/MODEL-DATASET-PATHS)")
     parser.add_argument("--limit", type=int, help="decode only the first N questions")
@@ -84,12 +83,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--blocks",
-        type=parse_int_list,
-        help="custom block sizes, for example 8,16,32 (implies --paths custom)",
+        type=int_list,
+        help="custom block sizes, for example 8,16,32 (implies --paths custom); a size that does "
+        "not divide the answer window leaves a shorter last block",
     )
     parser.add_argument(
         "--seeds",
-        type=parse_int_list,
+        type=int_list,
         default=(0,),
         help="custom path seeds, for example 0-4 (default 0)",
     )
@@ -127,6 +127,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse an option's integer list, reporting a bad value as an argparse error."""
+    try:
+        return parse_int_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Raise ValueError naming the first option that is given but not a positive integer."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"invalid {flag} {value}: give a positive integer")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Build the run configuration; --blocks switches to custom paths."""
     custom_options = (
@@ -137,10 +154,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             "--seeds, --temperature and --remasking describe custom paths and need --blocks, "
             "for example --blocks 8,16,32 --seeds 0-4 --temperature 0.9"
         )
+    if args.blocks is not None and args.paths not in (None, "custom"):
+        raise ValueError(
+            f"--blocks sets custom paths but --paths is {args.paths}; drop one of the two"
+        )
+    check_positive(args, "limit", "batch_size", "gen_length", "steps", "top_k", "chunk_questions")
+    paths = "custom" if args.blocks is not None else args.paths or "hex25"
     return RunConfig(
         model=args.model,
         dataset=args.dataset,
-        paths="custom" if args.blocks is not None else args.paths,
+        paths=paths,
         out=args.out,
         limit=args.limit,
         batch_size=args.batch_size,

@@ -102,8 +102,10 @@ def parse_int_list(text: str) -> tuple[int, ...]:
         part = part.strip()
         try:
             if "-" in part[1:]:
-                low, high = part.split("-", 1) if not part.startswith("-") else (part, part)
-                values.extend(range(int(low), int(high) + 1))
+                low, high = (int(x) for x in part.split("-", 1))
+                if high < low:
+                    raise ValueError(f"empty range {part!r}")
+                values.extend(range(low, high + 1))
             elif part:
                 values.append(int(part))
         except ValueError:

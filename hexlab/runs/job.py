@@ -95,6 +95,7 @@ def run(config: RunConfig) -> RunResult:
         dist.world_size,
     )
 
+    logger.info("paths in vote order: %s", ", ".join(spec.label for spec in plan.specs))
     decode_chunks(plan, chunk_questions, dist.rank, dist.world_size)
     dist.barrier()
     metrics = merge(plan.run_dir) if dist.is_main else {}
@@ -114,8 +115,14 @@ def make_plan(config: RunConfig, device: str | None) -> Plan:
     if not examples:
         raise ValueError(f"dataset {config.dataset!r} has no questions (limit {config.limit})")
     lm = load_model(config.model, device=device, dtype=config.dtype)
-    gen_length = config.gen_length or lm.profile.gen_length
-    steps = config.steps or gen_length // 2
+    gen_length = lm.profile.gen_length if config.gen_length is None else config.gen_length
+    steps = gen_length // 2 if config.steps is None else config.steps
+    if not 0 < steps <= gen_length:
+        # a step reveals at least one token, so steps beyond the window would never run
+        raise ValueError(
+            f"invalid steps {steps} for a {gen_length}-token answer window: give 1 to "
+            f"{gen_length} (the paper uses half the window)"
+        )
     specs = preset_paths(config, gen_length, steps)
     prompts = [build_prompt(example, lm, config.template) for example in examples]
     longest = max(len(p) for p in prompts) + gen_length
