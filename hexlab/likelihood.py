@@ -106,15 +106,39 @@ def one_step_nll(
         (N,) float64 NLL in nats: minus the mean log-probability over each answer window.
     """
     _check_rows(lm, prompt_ids, answer_ids)
+    # Paths of one question share the fully masked canvas, so each distinct (prompt, window
+    # length) takes one forward pass, whatever the number of paths scored against it.
+    groups: dict[tuple[tuple[int, ...], int], list[int]] = {}
+    for row, (prompt, answer) in enumerate(zip(prompt_ids, answer_ids, strict=True)):
+        groups.setdefault((tuple(prompt), len(answer)), []).append(row)
+    canvases = list(groups)
     nlls = np.empty(len(answer_ids), dtype=np.float64)
-    for start in range(0, len(answer_ids), batch_size):
-        prompts = prompt_ids[start : start + batch_size]
-        answers = answer_ids[start : start + batch_size]
-        canvases = [list(p) + [lm.mask_token_id] * len(a) for p, a in zip(prompts, answers)]
-        log_probs = _answer_log_probs(lm, canvases, list(answers))  # (B, n_max)
-        lengths = torch.tensor([len(a) for a in answers], dtype=torch.float64)
-        nlls[start : start + len(answers)] = (-log_probs.sum(dim=1) / lengths).numpy()
+    for start in range(0, len(canvases), batch_size):
+        batch = canvases[start : start + batch_size]
+        window, log_norm = _masked_window_scores(lm, batch)  # (B, n_max, V), (B, n_max)
+        n_max = window.shape[1]
+        for index, (_, length) in enumerate(batch):
+            rows = groups[batch[index]]
+            targets = torch.tensor([list(answer_ids[r]) for r in rows], device=window.device)
+            picked = window[index, n_max - length :].gather(-1, targets.T)  # (n, R)
+            log_probs = (picked - log_norm[index, n_max - length :, None]).double()  # (n, R)
+            nlls[rows] = (-log_probs.sum(dim=0) / length).cpu().numpy()
     return nlls
+
+
+@torch.no_grad()
+def _masked_window_scores(lm, canvases: list[tuple[tuple[int, ...], int]]):
+    """Return float32 logits (B, n_max, V) and their logsumexp (B, n_max) over masked windows.
+
+    Windows are right-aligned, so row b's answer position j sits at column j + n_max - n_b.
+    Keeping the normaliser apart avoids a second (B, n_max, V) copy for the log-softmax.
+    """
+    rows = [list(prompt) + [lm.mask_token_id] * length for prompt, length in canvases]
+    input_ids, attention_mask = _left_pad(rows, _pad_id(lm), lm.device)
+    logits = lm.logits(input_ids, attention_mask)  # (B, L, V)
+    n_max = max(length for _, length in canvases)
+    window = logits[:, -n_max:].float()  # (B, n_max, V)
+    return window, torch.logsumexp(window, dim=-1)
 
 
 def elbo_masks(length: int, samples: int, seed: int = 0) -> np.ndarray:

@@ -252,8 +252,8 @@ class DiffusionLM:
             attention_mask = attention_mask.to(device=input_ids.device, dtype=torch.long)
             kwargs["attention_mask"] = attention_mask
             if self._absolute_positions:
-                # Count positions from the first real token so left padding does not shift them;
-                # rotary models (LLaDA, Dream) only see relative offsets and need no correction.
+                # Count positions from the first real token so left padding does not shift them.
+                # Rotary models (LLaDA, Dream) see only relative offsets and need no correction.
                 kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(input_ids=input_ids, **kwargs).logits
         if self.profile.shift_logits:

@@ -146,3 +146,24 @@ def test_vote_with_nll_tiebreak_uses_voting_rule():
     result = vote_with_nll_tiebreak(["18", "20"], [2.0, 1.0])
     assert result.key == "20"
     assert result.tie is True
+
+
+def test_one_step_nll_runs_one_pass_per_prompt(tiny_lm):
+    # 3 paths each for 2 prompts share 2 fully masked canvases: one forward row per prompt
+    prompts = [[5, 6, 7]] * 3 + [[8, 9]] * 3
+    answers = [[10, 11, 12, 13], [14, 15, 16, 17], [10, 10, 10, 10]] * 2
+    calls = []
+    original = tiny_lm.logits
+
+    def counting_logits(input_ids, attention_mask=None):
+        calls.append(input_ids.shape[0])
+        return original(input_ids, attention_mask)
+
+    tiny_lm.logits = counting_logits
+    try:
+        shared = one_step_nll(tiny_lm, prompts, answers, batch_size=8)
+    finally:
+        del tiny_lm.logits
+    assert calls == [2]
+    separate = [one_step_nll(tiny_lm, [p], [a])[0] for p, a in zip(prompts, answers)]
+    np.testing.assert_allclose(shared, separate, rtol=1e-5)

@@ -110,7 +110,8 @@ def test_run_writes_the_run_directory(tmp_path):
     metrics = json.loads((tmp_path / "run" / store.METRICS).read_text())
     config = json.loads((tmp_path / "run" / store.CONFIG).read_text())
     # 3 questions x 5 paths
-    assert len(paths) == 15 and len(votes) == 3
+    assert len(paths) == 15
+    assert len(votes) == 3
     required = {
         "question_id",
         "path_id",
@@ -128,8 +129,11 @@ def test_run_writes_the_run_directory(tmp_path):
     }
     assert required <= set(paths.columns)
     assert paths["nll"].notna().all()
-    assert metrics["n_paths"] == 15 and metrics == result.metrics
-    assert config["weights_hash"] and config["dataset_hash"] and config["gen_length"] == 32
+    assert metrics["n_paths"] == 15
+    assert metrics == result.metrics
+    assert config["weights_hash"]
+    assert config["dataset_hash"]
+    assert config["gen_length"] == 32
     trajectory = load_trajectories(tmp_path / "run", paths.loc[4, "question_id"], 4)
     assert list(trajectory.tokens[0]) != []
 

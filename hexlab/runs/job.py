@@ -143,7 +143,7 @@ def _default_name(config: RunConfig) -> str:
 
 
 def describe(plan: Plan, world_size: int) -> dict:
-    """The resolved configuration saved as config.json."""
+    """Build the resolved configuration that is saved as config.json."""
     from hexlab.datasets import dataset_hash
 
     config = plan.config
@@ -179,8 +179,8 @@ def describe(plan: Plan, world_size: int) -> dict:
 def weights_hash(source: str) -> str | None:
     """SHA-256 over the weight files of a local model folder: names, sizes and contents.
 
-    Files above 64 MiB contribute their size and their first and last MiB only, which tells apart
-    checkpoints in practice while keeping an 8B model's hash to seconds. Hub ids that are not
+    Files above 64 MiB contribute their size and their first and last MiB only. That separates
+    checkpoints in practice and keeps an 8B model's hash to seconds. Hub ids that are not
     downloaded locally give None.
     """
     folder = Path(source)
@@ -336,7 +336,7 @@ def merge(run_dir: Path) -> dict:
 
 
 def load_trajectories(run_dir: Path, question_id: str, path_id: int):
-    """The `Trajectories` of one (question, path) of a run directory."""
+    """Load the `Trajectories` of one (question, path) of a run directory."""
     from hexlab.decode import Trajectories
 
     paths = pd.read_parquet(
@@ -351,7 +351,7 @@ def load_trajectories(run_dir: Path, question_id: str, path_id: int):
 
 
 def summary_table(metrics: dict) -> str:
-    """A plain-text table of a run's metrics for the terminal."""
+    """Format a run's metrics as a plain-text table for the terminal."""
     lines = [f"{'schedule':<28} {'accuracy':>9}"]
     for schedule, accuracy in metrics.get("single_path_accuracy", {}).items():
         lines.append(f"{schedule:<28} {100 * accuracy:>8.1f}%")
